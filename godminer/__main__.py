@@ -1,0 +1,5 @@
+"""python -m godminer: the command line."""
+
+from godminer.cli import main
+
+main()
