@@ -166,6 +166,92 @@ def config_show(config_file: Path | None, data_dir: Path | None, dev: bool) -> N
     click.echo(dump_yaml(build_settings(config_file, data_dir, dev=dev).redacted()), nl=False)
 
 
+def _load_request(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read the request {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise click.ClickException(f"{path} must hold one start-training payload (a JSON object)")
+    return data
+
+
+def _spec(request_file: Path, run_dir: Path, hours: float | None, method: str | None) -> Any:
+    from godminer.engine.fetch import FetchError
+    from godminer.training.data import DataError
+    from godminer.training.prepare import spec_from_request
+
+    try:
+        return spec_from_request(_load_request(request_file), run_dir, time.time(), hours=hours,
+                                 overrides={"method": method} if method else None)
+    except (DataError, FetchError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option("--request", "request_file", type=click.Path(path_type=Path, exists=True), required=True,
+              help="A start-training payload (JSON); dataset may be a path or URL, model a directory or Hub id.")
+@click.option("--hours", type=float, default=None, help="Override the budget (hours_to_complete).")
+@click.option("--method", type=click.Choice(["full", "lora"]), default=None, help="Force the fine-tuning method.")
+@click.option("--gpus", type=int, default=None, help="Plan for this many GPUs instead of the visible ones.")
+@click.option("--gpu-memory", type=float, default=80.0, show_default=True, help="GB per GPU with --gpus.")
+@click.option("--axolotl", "axolotl_dir", type=click.Path(path_type=Path), default=None,
+              help="Also export the plan as an axolotl YAML into this directory.")
+def plan(request_file: Path, hours: float | None, method: str | None, gpus: int | None, gpu_memory: float,
+         axolotl_dir: Path | None) -> None:
+    """Print the training plan for a request, with the reason for every value, without training."""
+    import tempfile
+
+    from godminer.training import axolotl
+    from godminer.training.plan import Hardware
+    from godminer.training.prepare import make_plan
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = _spec(request_file, Path(tmp), hours, method)
+        hardware = Hardware(n_gpus=gpus, gpu_memory_gb=gpu_memory, bf16=True) if gpus else None
+        training_plan = make_plan(spec, hardware)
+        click.echo(training_plan.explain())
+        if axolotl_dir is not None:
+            data_file = axolotl_dir / Path(spec.dataset_path).name
+            axolotl_dir.mkdir(parents=True, exist_ok=True)
+            data_file.write_bytes(Path(spec.dataset_path).read_bytes())
+            request = _load_request(request_file)
+            command = axolotl.export(training_plan, request.get("task_id", "task"), spec.dataset_type, data_file,
+                                     axolotl_dir)
+            click.echo(f"\naxolotl config: {axolotl_dir / 'axolotl.yml'}\n{command}")
+
+
+@main.command()
+@click.option("--request", "request_file", type=click.Path(path_type=Path, exists=True), required=True,
+              help="A start-training payload (JSON); dataset may be a path or URL, model a directory or Hub id.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Run directory; the trained model is written to OUT/model.")
+@click.option("--hours", type=float, default=None, help="Override the budget (hours_to_complete).")
+@click.option("--method", type=click.Choice(["full", "lora"]), default=None, help="Force the fine-tuning method.")
+@click.option("--gpus", type=int, default=1, show_default=True, help="Processes to launch (accelerate) for N GPUs.")
+def train(request_file: Path, out_dir: Path, hours: float | None, method: str | None, gpus: int) -> None:
+    """Train one task from a start-training payload."""
+    import subprocess
+    import sys
+
+    from godminer.training.run import main as run_main
+
+    spec = _spec(request_file, out_dir, hours, method)
+    spec.save()
+    if gpus > 1:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                   str(gpus), "-m", "godminer.training", str(out_dir)]
+        code = subprocess.call(command)
+    else:
+        code = run_main([str(out_dir)])
+    result_file = out_dir / "result.json"
+    result = json.loads(result_file.read_text()) if result_file.is_file() else {"status": "no result"}
+    click.echo(json.dumps({k: v for k, v in result.items() if k != "traceback"}, indent=2))
+    if code != 0:
+        raise SystemExit(code)
+    click.echo(f"model: {out_dir / 'model'}")
+
+
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("./var/demo"), show_default=True)
 def demo(data_dir: Path) -> None:

@@ -99,6 +99,8 @@ def flops_per_token(size_b: float, method: str) -> float:
 # Work per training row relative to one SFT sequence: DPO runs chosen and rejected plus the
 # reference; GRPO samples several completions autoregressively, which dominates its cost.
 KIND_COST = {"instruct": 1.0, "chat": 1.0, "dpo": 2.6, "grpo": 10.0}
+# Epochs a job trains when its deadline allows (winners train 2-3 epochs; GRPO is generation-bound).
+PLANNED_EPOCHS = {"instruct": 3.0, "chat": 3.0, "dpo": 2.0, "grpo": 1.0}
 
 
 def artefact_gb(size_b: float, kind: str, method: str) -> float:

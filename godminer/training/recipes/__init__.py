@@ -1,0 +1,1 @@
+"""One file per training method, each read top to bottom."""
