@@ -55,7 +55,7 @@ class PolicySettings(BaseModel):
     """How offers are accepted or declined."""
 
     name: Literal["seed", "godminer", "reference"] = Field(
-        "seed", description="Offer policy: seed (the plan's table), godminer (expected gain), reference."
+        "godminer", description="Offer policy: godminer (expected gain), seed (the plan's table), reference."
     )
     max_hours: dict[str, float] = Field(
         default_factory=lambda: {
@@ -86,6 +86,16 @@ class PolicySettings(BaseModel):
     prior_win: float = Field(0.25, ge=0, le=1, description="godminer policy: prior P(win) of a delivered task.")
     prior_fail: float = Field(0.03, ge=0, le=1, description="godminer policy: prior P(fail) of an accepted task.")
     prior_strength: float = Field(8.0, gt=0, description="godminer policy: pseudo-count of the priors.")
+    leader_q_per_day: dict[str, float] = Field(
+        default_factory=lambda: {"instruct": 150.0, "dpo": 60.0, "grpo": 100.0, "image": 80.0},
+        description="godminer policy: a group leader's q (Σ score·work × mean score) gathered per day.",
+    )
+    gpu_hour_value: float = Field(
+        0.002, ge=0, description="godminer policy: value of one GPU-hour on a fully busy box (emission-days)."
+    )
+    eligibility_guard_days: float = Field(
+        4.0, gt=0, le=7, description="godminer policy: take every feasible offer once our last win is this old."
+    )
 
     @field_validator("max_hours", "priority")
     @classmethod

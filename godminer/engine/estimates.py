@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from godminer import sizing
+from godminer.scoring import ERAS
 from godminer.settings import EstimateSettings, GpuSettings
 
-# G@09/G@a5 bins: rows → hours range. For given hours, the largest plausible row count.
-_ROW_BINS = ((1_000, 10_000, 1, 3), (10_000, 25_000, 3, 6), (25_000, 50_000, 4, 8),
-             (50_000, 100_000, 5, 9), (100_000, 500_000, 7, 10))
-PLANNED_EPOCHS = {"instruct": 3.0, "chat": 3.0, "dpo": 2.0, "grpo": 1.0}
+# The real-time era's bins (rows → hours range), from the validator's constants.
+_ROW_BINS = ERAS["2025-07-21"].text_hours
 # Image LoRA runs: a fixed number of steps on 10-50 images (seconds on one H100).
 IMAGE_TRAIN_S = {"sdxl": 1800.0, "flux": 2700.0}
 DATA_PREP_S = 60.0
@@ -80,7 +79,7 @@ def demand(
     if kind in sizing.IMAGE_PARAMS_B:
         full_train_s = IMAGE_TRAIN_S[kind]
     else:
-        tokens = rows_for_hours(hours) * est.tokens_per_row * sizing.KIND_COST[kind] * PLANNED_EPOCHS[kind]
+        tokens = rows_for_hours(hours) * est.tokens_per_row * sizing.KIND_COST[kind] * sizing.PLANNED_EPOCHS[kind]
         per_second = n_gpus * gpus.tflops * 1e12 * gpus.mfu / sizing.flops_per_token(params_b, method)
         full_train_s = tokens / per_second
     deadline = received_at + hours * 3600.0

@@ -19,7 +19,7 @@ from godminer.engine import estimates
 from godminer.engine.estimates import JobDemand
 from godminer.engine.inventory import Inventory
 from godminer.engine.jobs import FINISHED, WAITING, JobRecord, JobState
-from godminer.engine.policy import Decision, Offer, OutcomeStats, PolicyFn, Snapshot, get_policy, offer_kind
+from godminer.engine.policy import Decision, Offer, OwnResult, PolicyFn, Snapshot, get_policy, offer_kind
 from godminer.engine.scheduler import Reservation
 from godminer.engine.store import Store
 from godminer.protocol.payloads import (
@@ -80,10 +80,10 @@ class Miner:
         self.policy = policy or get_policy(settings.policy.name)
         self.policy_name = settings.policy.name if policy is None else getattr(policy, "__name__", "custom")
         self._decide = threading.Lock()
-        self._stats = OutcomeStats()
+        self._history: tuple[OwnResult, ...] = ()
         self._disk_checked = (0.0, 0.0)
         self._demands: dict[str, tuple[tuple[str, float, float], JobDemand]] = {}
-        self.refresh_stats()
+        self.refresh_history()
 
     # ----- snapshot -------------------------------------------------------------------------
     def free_disk_gb(self) -> float:
@@ -109,7 +109,7 @@ class Miner:
         return Snapshot(
             now=self.clock.now(), gpus=gpus, running=running, waiting=waiting, free_disk_gb=self.free_disk_gb(),
             policy=self.settings.policy, estimates=self.settings.estimates, gpu_settings=self.settings.gpus,
-            busy_until=max(ends) if ends else None, stats=self._stats,
+            busy_until=max(ends) if ends else None, history=self._history,
         )
 
     def _demand(self, job: JobRecord, gpu_memory_gb: float) -> JobDemand:
@@ -124,12 +124,16 @@ class Miner:
             self._demands[job.task_id] = cached
         return cached[1]
 
-    def refresh_stats(self) -> None:
-        counts: dict[str, list[int]] = {}
-        for row in self.store.outcomes():
-            c = counts.setdefault(row["kind"], [0, 0, 0])
-            c[("win", "valid", "fail").index(row["result"])] += 1
-        self._stats = OutcomeStats({k: (v[0], v[1], v[2]) for k, v in counts.items()})
+    def refresh_history(self) -> None:
+        """Our scored tasks of the last 8 days, for the expected-gain policy."""
+        from godminer.scoring import work_score
+
+        since = self.clock.now() - 8 * 86400.0
+        self._history = tuple(
+            OwnResult(row["kind"], row["created_at"], {"win": 3.0, "valid": 0.0, "fail": -1.0}[row["result"]],
+                      work_score(row["hours"], int(row["params_b"] * 1e9)))
+            for row in self.store.outcomes(since=since)
+        )
 
     # ----- offers ---------------------------------------------------------------------------
     def decide_offer(self, payload: MinerTaskOffer, validator: str, route: str = "text") -> Decision:
@@ -223,5 +227,5 @@ class Miner:
 
     def record_outcome(self, task_id: str, result: str) -> None:
         self.store.record_outcome(task_id, result, self.clock.now())
-        self.refresh_stats()
+        self.refresh_history()
 

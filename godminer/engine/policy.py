@@ -9,7 +9,7 @@ comparison. The expected-gain policy (``godminer``) lives in ``engine/gain.py``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from godminer import sizing
 from godminer.engine import estimates
@@ -57,10 +57,13 @@ class Offer:
 
 
 @dataclass(frozen=True)
-class OutcomeStats:
-    """Counts of recorded outcomes per kind: (wins, valid non-wins, failures)."""
+class OwnResult:
+    """One of our tasks as the validator scored it: +3 win, 0 valid non-win, −1 failure."""
 
-    by_kind: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    kind: str
+    created_at: float  # task creation (the validator's windows count from it)
+    score: float
+    work: float
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class Snapshot:
     estimates: EstimateSettings
     gpu_settings: GpuSettings
     busy_until: float | None = None
-    stats: OutcomeStats = field(default_factory=OutcomeStats)
+    history: tuple[OwnResult, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,16 +105,13 @@ def offer_demand(snap: Snapshot, offer: Offer) -> JobDemand:
     )
 
 
-def static_checks(snap: Snapshot, offer: Offer) -> Decision | None:
-    """The table's rules that need no capacity: type, hours, family, size."""
+def hard_limits(snap: Snapshot, offer: Offer) -> Decision | None:
+    """The operator's limits every policy keeps: kinds switched on, deny list, families, sizes."""
     limits = snap.policy
     if not offer.kind:
         return decline("unsupported_type", f"I don't do {offer.task_type} jobs")
-    max_hours = limits.max_hours.get(offer.kind)
-    if max_hours is None:
+    if offer.kind not in limits.max_hours:
         return decline("unsupported_type", f"{offer.kind} jobs are switched off")
-    if offer.hours > max_hours:
-        return decline("too_long", f"{offer.hours:g} h is over my {max_hours:g} h limit for {offer.kind}")
     if offer.hours <= 0:
         return decline("bad_offer", "hours_to_complete must be positive")
     model = offer.model.lower()
@@ -127,7 +127,18 @@ def static_checks(snap: Snapshot, offer: Offer) -> Decision | None:
     return None
 
 
-def capacity_check(snap: Snapshot, offer: Offer) -> Decision:
+def static_checks(snap: Snapshot, offer: Offer) -> Decision | None:
+    """The table's rules that need no capacity: the operator's limits and the maximum hours per kind."""
+    found = hard_limits(snap, offer)
+    if found is not None:
+        return found
+    max_hours = snap.policy.max_hours[offer.kind]
+    if offer.hours > max_hours:
+        return decline("too_long", f"{offer.hours:g} h is over my {max_hours:g} h limit for {offer.kind}")
+    return None
+
+
+def capacity_check(snap: Snapshot, offer: Offer, headroom: bool = True) -> Decision:
     """Place the offer with every committed job; accept only if all of them still make it."""
     d = offer_demand(snap, offer)
     safety = snap.estimates.safety_margin_s
@@ -148,12 +159,12 @@ def capacity_check(snap: Snapshot, offer: Offer) -> Decision:
     for task_id, p in before.items():
         if p.feasible and not after[task_id].feasible:
             return decline("capacity", f"would make job {task_id[:8]} miss its deadline", demand=d, placement=mine)
-    headroom = snap.policy.headroom_gpus.get(d.priority, 0)
-    if headroom:
+    keep_free = snap.policy.headroom_gpus.get(d.priority, 0) if headroom else 0
+    if keep_free:
         reservations = [*snap.running, *(p.reservation(0) for p in after.values() if p.feasible)]
-        if idle_gpus_at(snap.gpus, reservations, max(snap.now, mine.start)) < headroom:
+        if idle_gpus_at(snap.gpus, reservations, max(snap.now, mine.start)) < keep_free:
             return decline(
-                "headroom", f"keeping {headroom} GPU(s) free for higher-priority work", demand=d, placement=mine
+                "headroom", f"keeping {keep_free} GPU(s) free for higher-priority work", demand=d, placement=mine
             )
     return Decision(True, f"Yes. I can do {offer.task_type} jobs", "accepted", placement=mine, demand=d)
 
