@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,8 +18,10 @@ from godminer.api.auth import Authenticator
 from godminer.api.validator_routes import validator_routes
 from godminer.clock import Clock, SystemClock
 from godminer.engine.inventory import Inventory, build_inventory
+from godminer.engine.lifecycle import Lifecycle
 from godminer.engine.miner import Miner
 from godminer.engine.store import Store
+from godminer.executors.base import Executor
 from godminer.protocol import keys
 from godminer.protocol.metagraph import (
     NETWORK_ADDRESSES,
@@ -29,6 +33,7 @@ from godminer.protocol.metagraph import (
     save_snapshot,
 )
 from godminer.protocol.signing import NonceGuard
+from godminer.publish.base import Publisher
 from godminer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,6 +60,33 @@ def write_dev_snapshot(path: Path) -> None:
     ])
 
 
+def build_executor(settings: Settings) -> Executor:
+    kind = settings.executor.kind
+    if kind == "docker":
+        from godminer.executors.docker import DockerExecutor
+
+        return DockerExecutor.from_settings(settings)
+    if kind == "ray":
+        from godminer.executors.ray import RayExecutor
+
+        return RayExecutor.from_settings(settings)
+    from godminer.executors.local import LocalExecutor
+
+    return LocalExecutor()
+
+
+def build_publisher(settings: Settings) -> Publisher:
+    if settings.hub.publisher == "local":
+        from godminer.publish.local import LocalPublisher
+
+        assert settings.hub.local_dir is not None
+        return LocalPublisher(settings.hub.local_dir, settings.hub.namespace or "local")
+    from godminer.publish.hub import HubPublisher
+
+    token = settings.hub.token.get_secret_value() if settings.hub.token else ""
+    return HubPublisher.from_token(token, settings.hub.namespace)
+
+
 def miner_keypair(settings: Settings) -> Keypair:
     if settings.dev:
         return keys.dev_keypair(keys.DEV_MINER_URI)
@@ -71,19 +103,30 @@ class MinerNode:
         keypair: Keypair | None = None,
         inventory: Inventory | None = None,
         metagraph: Metagraph | None = None,
+        executor: Executor | None = None,
+        publisher: Publisher | None = None,
+        background: bool = True,
+        disk_free_gb: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
+        self.background = background  # the lifecycle loop (off for API-only tests that tick by hand)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.keypair = keypair or miner_keypair(settings)
         self.store = Store(settings.db_url)
         self.inventory = inventory or build_inventory(settings.gpus)
         self.metagraph = metagraph or self._load_metagraph()
         self.sync: MetagraphSync | None = None
-        self.miner = Miner(settings, self.store, self.clock, self.keypair.ss58_address, self.inventory)
+        self.miner = Miner(settings, self.store, self.clock, self.keypair.ss58_address, self.inventory,
+                           disk_free_gb=disk_free_gb)
         self.auth = Authenticator(
             self.metagraph, self.keypair.ss58_address, settings.node.min_stake,
             NonceGuard(int(settings.node.nonce_window_s * 1e9)), now_ns=lambda: int(self.clock.now() * 1e9),
+        )
+        token = settings.hub.token.get_secret_value() if settings.hub.token else None
+        self.lifecycle = Lifecycle(
+            settings, self.store, self.clock, self.inventory, executor or build_executor(settings),
+            publisher or build_publisher(settings), hub_token=token,
         )
 
     def _load_metagraph(self) -> Metagraph:
@@ -116,9 +159,14 @@ class MinerNode:
         @asynccontextmanager
         async def lifespan(_app: Starlette) -> AsyncIterator[None]:
             self.start_metagraph_sync()
+            loop = asyncio.create_task(self.run_lifecycle()) if self.background else None
             try:
                 yield
             finally:
+                if loop is not None:
+                    loop.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await loop
                 if self.sync is not None:
                     self.sync.stop()
                 self.store.flush()
@@ -126,5 +174,15 @@ class MinerNode:
         routes = validator_routes(self.auth, self.miner, self.settings.tournament)
         return create_app(routes, lifespan=lifespan)
 
+    async def run_lifecycle(self) -> None:
+        """Tick the lifecycle in a worker thread forever; an error is logged, never fatal."""
+        while True:
+            try:
+                await asyncio.to_thread(self.lifecycle.tick)
+            except Exception:
+                log.exception("lifecycle tick failed")
+            await asyncio.sleep(self.settings.executor.tick_s)
+
     def close(self) -> None:
+        self.lifecycle.close(wait=False)
         self.store.close()

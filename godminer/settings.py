@@ -145,6 +145,7 @@ class ExecutorSettings(BaseModel):
     stall_timeout_s: float = Field(1200.0, gt=0, description="No progress line for this long: kill and retry.")
     max_attempts: int = Field(3, ge=1, description="Training attempts per job (OOM, stall, crash).")
     lease_s: float = Field(60.0, gt=0, description="Lease on a job held by a lifecycle worker.")
+    tick_s: float = Field(2.0, gt=0, description="Seconds between lifecycle passes over the active jobs.")
 
 
 class MonitorSettings(BaseModel):

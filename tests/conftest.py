@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from godminer.engine.inventory import StaticInventory
 from godminer.node import MinerNode, dev_overrides
 from godminer.protocol import keys
 from godminer.settings import Settings, load_settings
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # hermetic: nothing may come from the Hub during tests
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 
 @pytest.fixture
@@ -28,7 +32,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def node(settings: Settings, clock: ManualClock):
-    n = MinerNode(settings, clock=clock, inventory=StaticInventory.uniform(4, 80.0))
+    n = MinerNode(settings, clock=clock, inventory=StaticInventory.uniform(4, 80.0), background=False)
     yield n
     n.close()
 

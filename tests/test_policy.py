@@ -7,17 +7,18 @@ import pytest
 from godminer.engine.estimates import demand
 from godminer.engine.policy import Offer, Snapshot, reference_policy, seed_policy
 from godminer.engine.scheduler import Gpu, Reservation
-from godminer.settings import EstimateSettings, GpuSettings, PolicySettings
+from godminer.settings import OFFER_KINDS, EstimateSettings, GpuSettings, PolicySettings
 
 NOW = 1_000_000.0
 H100 = tuple(Gpu(i, 80.0) for i in range(4))
 
 
-def snapshot(running=(), waiting=(), gpus=H100, disk=2000.0, policy=None, busy_until=None) -> Snapshot:
+def snapshot(running=(), waiting=(), gpus=H100, disk=2000.0, policy=None, busy_until=None,
+             trainable=frozenset(OFFER_KINDS)) -> Snapshot:
     return Snapshot(
         now=NOW, gpus=gpus, running=tuple(running), waiting=tuple(waiting), free_disk_gb=disk,
         policy=policy or PolicySettings(), estimates=EstimateSettings(), gpu_settings=GpuSettings(),
-        busy_until=busy_until,
+        busy_until=busy_until, trainable=trainable,
     )
 
 
@@ -80,6 +81,11 @@ def test_families_deny_list_and_size_limits_come_from_config():
     assert seed_policy(snap, offer(model="org/llama-bad-model-8b")).code == "model_denied"
     assert seed_policy(snap, offer(params_b=0.5)).code == "too_small"
     assert seed_policy(snap, offer(params_b=70)).code == "too_big"
+
+
+def test_kinds_without_a_trainer_are_declined():
+    decision = seed_policy(snapshot(trainable=frozenset({"instruct", "chat", "dpo", "grpo"})), offer("sdxl", 2, 3.5))
+    assert decision.code == "unsupported_type" and "no trainer" in decision.reason
 
 
 def test_max_hours_override_from_config():

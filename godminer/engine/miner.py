@@ -11,6 +11,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from godminer import sizing
@@ -71,6 +72,7 @@ class Miner:
         hotkey: str,
         inventory: Inventory,
         policy: PolicyFn | None = None,
+        disk_free_gb: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -82,12 +84,15 @@ class Miner:
         self._decide = threading.Lock()
         self._history: tuple[OwnResult, ...] = ()
         self._disk_checked = (0.0, 0.0)
+        self._disk_reader = disk_free_gb
         self._demands: dict[str, tuple[tuple[str, float, float], JobDemand]] = {}
         self.refresh_history()
 
     # ----- snapshot -------------------------------------------------------------------------
     def free_disk_gb(self) -> float:
         """Free disk under the data dir, read at most once a second."""
+        if self._disk_reader is not None:
+            return self._disk_reader()
         read_at, value = self._disk_checked
         mono = time.monotonic()
         if mono - read_at > 1.0:

@@ -21,6 +21,7 @@ from godminer.settings import EstimateSettings, GpuSettings, PolicySettings
 KIND_OF_TYPE = {
     TaskType.INSTRUCT: "instruct", TaskType.CHAT: "chat", TaskType.DPO: "dpo", TaskType.GRPO: "grpo",
 }
+TEXT_KINDS = frozenset(KIND_OF_TYPE.values())
 
 
 def offer_kind(task_type: str, model: str, model_type: str | None = None) -> str:
@@ -80,6 +81,7 @@ class Snapshot:
     gpu_settings: GpuSettings
     busy_until: float | None = None
     history: tuple[OwnResult, ...] = ()
+    trainable: frozenset[str] = TEXT_KINDS
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ def hard_limits(snap: Snapshot, offer: Offer) -> Decision | None:
         return decline("unsupported_type", f"I don't do {offer.task_type} jobs")
     if offer.kind not in limits.max_hours:
         return decline("unsupported_type", f"{offer.kind} jobs are switched off")
+    if offer.kind not in snap.trainable:
+        return decline("unsupported_type", f"this miner has no trainer for {offer.kind} jobs")
     if offer.hours <= 0:
         return decline("bad_offer", "hours_to_complete must be positive")
     model = offer.model.lower()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
 
 class TaskType(StrEnum):
@@ -40,6 +40,11 @@ class TournamentType(StrEnum):
     IMAGE = "image"
 
 
+# Task ids become directory names and repo names become Hub repos: refuse anything else plainly.
+TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+RepoName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")]
+
+
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="ignore", protected_namespaces=())
 
@@ -48,7 +53,7 @@ class MinerTaskOffer(_Payload):
     ds_size: int | None = None
     model: str
     hours_to_complete: float
-    task_id: str
+    task_id: TaskId
     task_type: TaskType
     model_params_count: int | None = None
 
@@ -130,9 +135,9 @@ TextDatasetType = Annotated[
 
 class TrainRequest(_Payload):
     model: str = Field(min_length=1)
-    task_id: str = Field(min_length=1)
+    task_id: TaskId
     hours_to_complete: float = Field(gt=0)
-    expected_repo_name: str | None = None
+    expected_repo_name: RepoName | None = None
 
 
 class TrainRequestText(TrainRequest):

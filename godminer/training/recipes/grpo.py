@@ -25,6 +25,8 @@ from godminer.training.common import (
 from godminer.training.rewards import SandboxedRewards, load_specs
 
 KL_PENALTY = 0.5  # the evaluator's BETA_GRPO from late 2025 (training.md §1)
+EVAL_GENERATIONS = 2  # the evaluator samples two completions per prompt
+DEV_PROMPTS = 8
 
 
 def dev_score(metrics: dict[str, float]) -> float:
@@ -40,8 +42,9 @@ def run(ctx: RunContext) -> RunResult:
     dataset_type = GrpoDatasetType.model_validate(spec.dataset_type)
     tokenizer = load_tokenizer(spec.model_path)
     rows = data.grpo_rows(data.load_rows(spec.dataset_path), dataset_type)
-    train, dev = data.split_dev(rows, plan.dev_size, seed=plan.seed)
-    dev = dev or train[: plan.grpo_num_generations]
+    # Sampled evaluation is costly: a small dev split, two samples per prompt as the evaluator takes.
+    train, dev = data.split_dev(rows, min(plan.dev_size, DEV_PROMPTS), seed=plan.seed)
+    dev = dev or train[:DEV_PROMPTS]
 
     # 2. Reward functions, sandboxed: no network, no files, bounded time and memory.
     specs = load_specs([f.model_dump() for f in dataset_type.reward_functions or []])
@@ -53,8 +56,9 @@ def run(ctx: RunContext) -> RunResult:
         arguments = trainer_arguments(plan, ctx.run_dir / "checkpoints")
         generations = plan.grpo_num_generations
         arguments["per_device_train_batch_size"] = generations * max(1, plan.micro_batch_size // generations)
-        arguments["per_device_eval_batch_size"] = generations
+        arguments["per_device_eval_batch_size"] = EVAL_GENERATIONS * 2
         args = GRPOConfig(**arguments, beta=plan.grpo_beta, num_generations=generations,
+                          num_generations_eval=EVAL_GENERATIONS,
                           max_completion_length=plan.grpo_max_completion_length, reward_weights=rewards.weights())
         trainer = GRPOTrainer(model=model, reward_funcs=rewards.functions(), args=args,
                               train_dataset=Dataset.from_list(train), eval_dataset=Dataset.from_list(dev),
