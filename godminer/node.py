@@ -40,13 +40,17 @@ log = logging.getLogger(__name__)
 
 
 def dev_overrides(data_dir: Path) -> dict[str, object]:
-    """Settings of ``serve --dev``: offline, snapshot metagraph, local publisher, two declared GPUs."""
+    """Settings of ``serve --dev``: offline, snapshot metagraph, local publisher, two declared GPUs.
+
+    The declared GPUs are usually CPU slots on a development machine: time estimates use a CPU's
+    throughput (0.05 TFLOP/s), so jobs are planned to train until their deadline margin.
+    """
     return {
         "dev": True,
         "data_dir": data_dir,
         "node": {"metagraph_source": "snapshot", "metagraph_snapshot": data_dir / "dev-nodes.json"},
         "hub": {"publisher": "local", "namespace": "godminer-dev"},
-        "gpus": {"inventory": "config", "count": 2, "memory_gb": 80.0},
+        "gpus": {"inventory": "config", "count": 2, "memory_gb": 80.0, "tflops": 0.05},
     }
 
 

@@ -260,6 +260,13 @@ class BestModelKeeper:
         with fixed_randomness(self.trainer.args.seed):
             return self.metric(self.trainer.evaluate())
 
+    def measure_baseline(self) -> None:
+        """The untrained model's dev metric: the bar every saved model must beat (nothing is saved)."""
+        started = self.now()
+        self.baseline = self.best = self._evaluate()
+        self.guard.note_eval(self.now() - started)
+        self.progress.write("baseline", dev_metric=self.baseline, eval_s=round(self.now() - started, 3))
+
     def save(self, step: int, value: float, source: str) -> None:
         staged = self.slot.staging()
         self.trainer.save_model(str(staged))

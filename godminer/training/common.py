@@ -275,18 +275,22 @@ def latest_checkpoint(output_dir: Path) -> str | None:
     return str(checkpoints[-1]) if checkpoints else None
 
 
-def train_and_finish(trainer: Any, ctx: RunContext, controls: Controls) -> RunResult:
-    """Baseline evaluation, training (resumed when a checkpoint exists), the final evaluation."""
+def train_and_finish(trainer: Any, ctx: RunContext, controls: Controls, baseline: bool = True) -> RunResult:
+    """Baseline evaluation, training (resumed when a checkpoint exists), the final evaluation.
+
+    Only models that beat the baseline replace the slot's starting model (the fallback adapter);
+    ``baseline=False`` skips that measurement (costly sampled evaluations: the first one sets the bar).
+    """
     resume = latest_checkpoint(ctx.run_dir / "checkpoints") if ctx.spec.resume else None
-    if resume is None and controls.guard.time_left() > 0:
-        controls.keeper.evaluate(step=0)
-        controls.keeper.baseline = controls.keeper.best
-        controls.progress.write("baseline", dev_metric=controls.keeper.baseline)
+    if baseline and resume is None and controls.guard.time_left() > 0:
+        controls.keeper.measure_baseline()
     if controls.guard.must_stop() is None:
         trainer.train(resume_from_checkpoint=resume)
     step = trainer.state.global_step
     if step and controls.guard.time_left() > 1.2 * controls.guard.eval_s:
         controls.keeper.evaluate(step=step)
+    if ctx.slot.current() is None:  # no starting model could be made and nothing improved: keep the last
+        controls.keeper.save(step, controls.keeper.best or math.nan, "last")
     stopped = controls.guard.stopped_because or "planned epochs done"
     current = ctx.slot.current()
     result = RunResult(

@@ -59,6 +59,7 @@ def dpo_loss(model: Any, reference: Any, tokenizer: Any, rows: list[dict[str, An
     import tempfile
 
     from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig, DPOTrainer
 
     pairs = data.dpo_rows(rows, DpoDatasetType.model_validate(dataset_type))
@@ -68,6 +69,7 @@ def dpo_loss(model: Any, reference: Any, tokenizer: Any, rows: list[dict[str, An
         dataset = Dataset.from_list(pairs)  # TRL insists on a train set even to evaluate
         trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=dataset,
                              eval_dataset=dataset, processing_class=tokenizer)
+        trainer.remove_callback(PrinterCallback)
         return float(trainer.evaluate()["eval_loss"])
 
 

@@ -235,10 +235,11 @@ def build_plan(
     r["dev_size"] = "held out for model selection: ~5 % of rows, full evaluation batches"
     every = min(1800.0, max(5.0 if hardware.cpu_only else 60.0, budget_s / 15))
     r["eval_every_s"] = "about 15 dev evaluations over the budget"
-    ema = None if distributed == "fsdp" or (chosen == "full" and size > 3) else 0.999
-    r["ema_decay"] = "EMA of trainable weights, evaluated beside the raw weights" if ema else (
-        "off: sharded or large full fine-tune (memory)"
-    )
+    ema = None if distributed == "fsdp" or (chosen == "full" and size > 3) or kind == "grpo" else 0.999
+    if ema:
+        r["ema_decay"] = "EMA of trainable weights, evaluated beside the raw weights"
+    else:
+        r["ema_decay"] = "off: sampled evaluation is costly" if kind == "grpo" else "off: sharded or large (memory)"
     epochs = sizing.PLANNED_EPOCHS[kind]
     r["epochs"] = "planned epochs; the deadline guard stops earlier when time runs out"
     r["train_until"] = "the end of the budget less the margin for saving and publishing"

@@ -82,6 +82,22 @@ def start_watchdog(run_dir: Path, train_until: float, slot_has_model: Callable[[
     return done
 
 
+def ensure_starting_model(ctx: RunContext) -> None:
+    """Put the fallback adapter in an empty model slot: from the first second there is something valid
+    (and distinct from the untouched base) to publish."""
+    from godminer.training.fallback import write_fallback_adapter
+
+    if ctx.slot.current() is not None or not _is_main():
+        return
+    staged = ctx.slot.staging()
+    try:
+        write_fallback_adapter(Path(ctx.spec.model_path), staged, ctx.spec.base_model)
+    except (ValueError, OSError) as exc:
+        log.warning("no fallback adapter for this model (%s); the first trained model will be kept", exc)
+        return
+    ctx.slot.commit(staged, {"fallback": True})
+
+
 def run_training(run_dir: Path, now: Callable[[], float] = time.time) -> int:
     """Train the run in ``run_dir``; ``now`` is injectable (tests), the watchdog runs on the real clock only."""
     from godminer.training.artifacts import ModelSlot
@@ -106,6 +122,7 @@ def _run(run_dir: Path, spec: RunSpec, now: Callable[[], float]) -> int:
         if _is_main():
             (run_dir / "plan.json").write_text(plan.to_json())
         ctx = RunContext(spec, plan, now)
+        ensure_starting_model(ctx)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: ctx.stop.set())
         log.info("training %s: %s on %d GPU(s), until %.0f", spec.kind, plan.method, plan.n_gpus, plan.train_until)

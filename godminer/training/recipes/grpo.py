@@ -66,6 +66,6 @@ def run(ctx: RunContext) -> RunResult:
         controls = attach_callbacks(trainer, ctx, metric=dev_score)
 
         # 4. Train to the deadline; keep the best dev score; report what the sandbox contained.
-        result = train_and_finish(trainer, ctx, controls)
+        result = train_and_finish(trainer, ctx, controls, baseline=False)
         controls.progress.write("rewards", report=rewards.report())
     return result
