@@ -29,6 +29,8 @@ from pathlib import Path
 import httpx
 
 from godminer.devnet.server import free_port
+from godminer.engine.jobs import JobRecord, JobState
+from godminer.engine.store import Store
 from godminer.protocol import keys, signing
 
 TYPES = [("InstructTextTask", 8.0, 4.0), ("DpoTask", 7.6, 6.0), ("GrpoTask", 1.5, 3.0), ("ChatTask", 3.2, 9.0)]
@@ -44,6 +46,25 @@ def build_request(alice, miner: str, port: int, i: int) -> bytes:
             f"Content-Length: {len(body)}\r\nvalidator-hotkey: {h['validator-hotkey']}\r\n"
             f"miner-hotkey: {h['miner-hotkey']}\r\nnonce: {h['nonce']}\r\nsignature: {h['signature']}\r\n\r\n")
     return head.encode() + body
+
+
+SUBMITTED_TASK = "3f0c2a9e-5b7d-4e8a-9c1f-2d6b8e4a7c10"
+
+
+def seed_submission(data_dir: Path) -> None:
+    """A job already submitted, so the submission route has something to answer."""
+    store = Store(f"sqlite:///{data_dir / 'godminer.db'}")
+    store.create_job(JobRecord(task_id=SUBMITTED_TASK, validator_hotkey="v", task_type="InstructTextTask",
+                               kind="instruct", model="m", params_b=8.0, hours=4.0, state=JobState.SUBMITTED,
+                               repo="ns/9a2f6c1e-0d4b-4f7e-8a33-5c1b2e7d9f40", model_hash="ab" * 32), time.time())
+    store.close()
+
+
+def build_get(alice, miner: str, port: int) -> bytes:
+    h = signing.signed_headers(alice, miner, None)
+    return (f"GET /get_latest_model_submission/{SUBMITTED_TASK} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"validator-hotkey: {h['validator-hotkey']}\r\nminer-hotkey: {h['miner-hotkey']}\r\n"
+            f"nonce: {h['nonce']}\r\nsignature: {h['signature']}\r\n\r\n").encode()
 
 
 def content_length(head: bytes) -> int:
@@ -122,6 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",") if r]
     data_dir = Path(tempfile.mkdtemp(prefix="godminer-bench-"))
+    seed_submission(data_dir)
     port = free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     server = subprocess.Popen(
@@ -144,6 +166,9 @@ def main() -> None:
         batches = [[build_request(alice, miner, port, b * batch_size + i) for i in range(batch_size)]
                    for b in range(max(1, args.requests // batch_size))]
         latencies, statuses, elapsed = asyncio.run(run(port, batches, args.clients))
+        sequential, statuses_get, _ = asyncio.run(run(port, [[build_get(alice, miner, port) for _ in range(500)]], 1))
+        gets = [[build_get(alice, miner, port) for _ in range(2000)]]
+        concurrent, _, get_elapsed = asyncio.run(run(port, gets, args.clients))
         open_results = []
         for rate in rates:
             n = int(min(4000, rate * 4))
@@ -158,6 +183,10 @@ def main() -> None:
     print(f"offers: {len(lat_ms)} signed requests, {args.clients} concurrent clients, statuses {statuses}")
     print(f"throughput: {len(lat_ms) / elapsed:.0f} offers/s (send time only; signing excluded)")
     print(f"closed-loop latency at the client: p50 {q[49]:.2f} ms  p99 {q[98]:.2f} ms  max {lat_ms[-1]:.2f} ms")
+    seq = statistics.quantiles(sorted(x * 1000 for x in sequential), n=100)
+    con = statistics.quantiles(sorted(x * 1000 for x in concurrent), n=100)
+    print(f"submission route (statuses {statuses_get}): one client p50 {seq[49]:.2f} ms p99 {seq[98]:.2f} ms; "
+          f"{args.clients} clients {len(concurrent) / get_elapsed:.0f}/s p50 {con[49]:.2f} ms p99 {con[98]:.2f} ms")
     for rate, lat, sched in open_results:
         oq, sq = statistics.quantiles(lat, n=100), statistics.quantiles(sched, n=100)
         print(f"open loop at {rate:.0f} offers/s ({len(lat)} offers): p50 {oq[49]:.2f} ms  p99 {oq[98]:.2f} ms  "

@@ -59,6 +59,8 @@ class SimulatedExecutor:
             return ExecStatus(ExecState.GONE)
         if not run.finished and self.clock.now() >= run.end:
             self._finish(run)
+        elif not run.finished and run.result.get("status") != "hang":
+            _progress(run.launch.run_dir, self.clock.now(), "train")  # a live run reports progress
         return ExecStatus(ExecState.EXITED, 0) if run.finished else ExecStatus(ExecState.RUNNING)
 
     def logs(self, handle: dict[str, Any], tail: int = 200) -> str:

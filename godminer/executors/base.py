@@ -3,6 +3,7 @@ kept in the job's row, so a restarted miner re-attaches to what is still running
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -83,3 +84,19 @@ def training_env(launch: Launch, base: dict[str, str] | None = None) -> dict[str
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in launch.gpu_ids)
     env.update(launch.env)
     return env
+
+
+def process_log(run_dir: Path) -> Path:
+    """Where a training process's stdout and stderr go (the trainer's own log is ``train.log``)."""
+    return Path(run_dir) / "process.log"
+
+
+def log_tail(run_dir: Path, lines: int) -> str:
+    path = process_log(run_dir)
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.is_file() else ""
+
+
+def signal_group(pid: int, sig: int) -> None:
+    """Signal a process and everything it started (training runs in its own session and group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(os.getpgid(pid), sig)

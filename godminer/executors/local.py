@@ -6,8 +6,6 @@ re-attaches by pid (checked against the command line, so a reused pid is not mis
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +13,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from godminer.executors.base import ExecState, ExecStatus, Launch, training_command, training_env
+from godminer.executors.base import (
+    ExecState,
+    ExecStatus,
+    Launch,
+    log_tail,
+    process_log,
+    signal_group,
+    training_command,
+    training_env,
+)
 
 
 class LocalExecutor:
@@ -27,7 +34,7 @@ class LocalExecutor:
 
     def submit(self, launch: Launch) -> dict[str, Any]:
         launch.run_dir.mkdir(parents=True, exist_ok=True)
-        log = (launch.run_dir / "process.log").open("ab")
+        log = process_log(launch.run_dir).open("ab")
         child = subprocess.Popen(
             training_command(launch, self.python), env=training_env(launch), stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, cwd=launch.run_dir,
@@ -48,21 +55,18 @@ class LocalExecutor:
         return ExecStatus(ExecState.EXITED if (Path(handle["run_dir"]) / "result.json").is_file() else ExecState.GONE)
 
     def logs(self, handle: dict[str, Any], tail: int = 200) -> str:
-        path = Path(handle["run_dir"]) / "process.log"
-        if not path.is_file():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-tail:])
+        return log_tail(Path(handle["run_dir"]), tail)
 
     def cancel(self, handle: dict[str, Any], grace_s: float = 30.0) -> None:
         pid = int(handle["pid"])
         if self.status(handle).state is not ExecState.RUNNING:
             return
-        _signal_group(pid, signal.SIGTERM)
+        signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline and self.status(handle).state is ExecState.RUNNING:
             time.sleep(0.1)
         if self.status(handle).state is ExecState.RUNNING:
-            _signal_group(pid, signal.SIGKILL)
+            signal_group(pid, signal.SIGKILL)
             child = self._children.get(pid)
             if child is not None:
                 child.wait(timeout=10)
@@ -78,7 +82,3 @@ def _is_ours(pid: int, run_dir: str) -> bool:
         return False
     return run_dir.encode() in cmdline
 
-
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(os.getpgid(pid), sig)
