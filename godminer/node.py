@@ -119,6 +119,10 @@ class MinerNode:
         self.keypair = keypair or miner_keypair(settings)
         self.store = Store(settings.db_url)
         self.inventory = inventory or build_inventory(settings.gpus)
+        if inventory is None and settings.executor.kind == "ray":
+            from godminer.executors.ray import RayInventory
+
+            self.inventory = RayInventory.from_settings(settings)
         self.metagraph = metagraph or self._load_metagraph()
         self.sync: MetagraphSync | None = None
         self.miner = Miner(settings, self.store, self.clock, self.keypair.ss58_address, self.inventory,

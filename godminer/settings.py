@@ -141,7 +141,9 @@ class ExecutorSettings(BaseModel):
     kind: Literal["local", "docker", "ray"] = Field("local", description="local child process, docker, or ray.")
     docker_image: str = Field("godminer/trainer:latest", description="Image with godminer[train] installed.")
     docker_shm_size: str = Field("32g", description="Shared memory of training containers.")
-    ray_address: str | None = Field(None, description="Ray cluster address (None: start a local one).")
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join (None: this box's cluster, started beforehand with `ray start`)."
+    )
     stall_timeout_s: float = Field(1200.0, gt=0, description="No progress line for this long: kill and retry.")
     max_attempts: int = Field(3, ge=1, description="Training attempts per job (OOM, stall, crash).")
     lease_s: float = Field(60.0, gt=0, description="Lease on a job held by a lifecycle worker.")
