@@ -139,6 +139,54 @@ def jobs_show(config_file: Path | None, data_dir: Path | None, task_id: str) -> 
     click.echo(json.dumps({"job": _job_json(record), "events": store.events(task_id)}, indent=2, default=str))
 
 
+@jobs.command("logs")
+@settings_options
+@click.argument("task_id")
+@click.option("--tail", default=100, show_default=True, help="Lines of each log.")
+@click.option("--follow", is_flag=True, help="Keep printing new lines of the miner's and the trainer's logs.")
+def jobs_logs(config_file: Path | None, data_dir: Path | None, task_id: str, tail: int, follow: bool) -> None:
+    """A job's logs: the miner's lines about it, the trainer's log and the process's output."""
+    from godminer.monitor.queries import logs
+
+    store, settings = _open_store(config_file, data_dir)
+    if store.get(task_id) is None:
+        raise click.ClickException(f"no job {task_id}")
+    run_dir = settings.data_dir / "jobs" / task_id
+    for name, text in logs(run_dir, tail).items():
+        click.echo(f"==> {name} <==\n{text}\n" if text else f"==> {name} <== (empty)\n")
+    if follow:
+        _follow([run_dir / "miner.log", run_dir / "train.log"])
+
+
+def _follow(paths: list[Path]) -> None:
+    offsets = {p: p.stat().st_size if p.exists() else 0 for p in paths}
+    while True:
+        for path in paths:
+            if path.exists() and path.stat().st_size > offsets[path]:
+                with path.open() as fh:
+                    fh.seek(offsets[path])
+                    click.echo(fh.read(), nl=False)
+                    offsets[path] = fh.tell()
+        time.sleep(1.0)
+
+
+@jobs.command("cancel")
+@settings_options
+@click.argument("task_id")
+def jobs_cancel(config_file: Path | None, data_dir: Path | None, task_id: str) -> None:
+    """Cancel a job; a running miner stops its training process at its next pass."""
+    from godminer.engine.jobs import InvalidTransition, JobState
+
+    store, _ = _open_store(config_file, data_dir)
+    try:
+        store.transition(task_id, JobState.CANCELLED, time.time(), "cancelled by the operator")
+    except KeyError as exc:
+        raise click.ClickException(f"no job {task_id}") from exc
+    except InvalidTransition as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"cancelled {task_id}")
+
+
 @jobs.command("outcome")
 @settings_options
 @click.argument("task_id")

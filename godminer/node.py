@@ -15,6 +15,7 @@ from substrateinterface import Keypair
 
 from godminer.api.app import create_app
 from godminer.api.auth import Authenticator
+from godminer.api.operator_routes import operator_app
 from godminer.api.validator_routes import validator_routes
 from godminer.clock import Clock, SystemClock
 from godminer.engine.inventory import Inventory, build_inventory
@@ -22,6 +23,8 @@ from godminer.engine.lifecycle import Lifecycle
 from godminer.engine.miner import Miner
 from godminer.engine.store import Store
 from godminer.executors.base import Executor
+from godminer.monitor.alerts import AlertManager
+from godminer.monitor.observer import Observer
 from godminer.protocol import keys
 from godminer.protocol.metagraph import (
     NETWORK_ADDRESSES,
@@ -136,6 +139,9 @@ class MinerNode:
             settings, self.store, self.clock, self.inventory, executor or build_executor(settings),
             publisher or build_publisher(settings), hub_token=token,
         )
+        self.observer = Observer(settings, self.store, self.inventory, self.metagraph, self.keypair.ss58_address,
+                                 self.clock, disk_free_gb=disk_free_gb)
+        self.alerts = AlertManager(self.store, settings.monitor, self.clock)
 
     def _load_metagraph(self) -> Metagraph:
         snapshot = self.settings.node.metagraph_snapshot
@@ -167,11 +173,12 @@ class MinerNode:
         @asynccontextmanager
         async def lifespan(_app: Starlette) -> AsyncIterator[None]:
             self.start_metagraph_sync()
-            loop = asyncio.create_task(self.run_lifecycle()) if self.background else None
+            loops = [asyncio.create_task(self.run_lifecycle()), asyncio.create_task(self.run_monitor())] if (
+                self.background) else []
             try:
                 yield
             finally:
-                if loop is not None:
+                for loop in loops:
                     loop.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await loop
@@ -180,7 +187,8 @@ class MinerNode:
                 self.store.flush()
 
         routes = validator_routes(self.auth, self.miner, self.settings.tournament)
-        return create_app(routes, lifespan=lifespan)
+        operator = operator_app(self.settings, self.store, self.miner, self.inventory, self.metagraph, self.clock)
+        return create_app(routes, operator, lifespan=lifespan)
 
     async def run_lifecycle(self) -> None:
         """Tick the lifecycle in a worker thread forever; an error is logged, never fatal."""
@@ -190,6 +198,16 @@ class MinerNode:
             except Exception:
                 log.exception("lifecycle tick failed")
             await asyncio.sleep(self.settings.executor.tick_s)
+
+    async def run_monitor(self) -> None:
+        """Observe and evaluate the alert rules every ``monitor.check_interval_s``; errors are logged."""
+        while True:
+            try:
+                observation = await asyncio.to_thread(self.observer.observe)
+                await asyncio.to_thread(self.alerts.check, observation)
+            except Exception:
+                log.exception("monitoring pass failed")
+            await asyncio.sleep(self.settings.monitor.check_interval_s)
 
     def close(self) -> None:
         self.lifecycle.close(wait=False)

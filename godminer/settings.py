@@ -163,6 +163,9 @@ class MonitorSettings(BaseModel):
     training_hours_max: float = Field(8.0, gt=0, description="Alert when a job has been training longer.")
     disk_free_gb_min: float = Field(50.0, ge=0, description="Alert when free disk falls below this.")
     public_url: str | None = Field(None, description="URL the validator uses to reach us; probed for reachability.")
+    operator_token: SecretStr | None = Field(
+        None, description="Bearer token for /api, /metrics and /dashboard; without it only loopback clients may read."
+    )
 
 
 class TrainingRepo(BaseModel):
@@ -239,6 +242,7 @@ class Settings(BaseSettings):
         data["hub"]["token"] = "***" if self.hub.token else None
         if self.monitor.webhook_url:
             data["monitor"]["webhook_url"] = "***"
+        data["monitor"]["operator_token"] = "***" if self.monitor.operator_token else None
         return data
 
 

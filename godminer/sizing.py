@@ -35,6 +35,19 @@ def params_b(model_params_count: int | None, model_id: str, kind: str) -> float:
     return 8.0  # unknown: assume a common mid-size model rather than a tiny one
 
 
+FAMILIES = ("llama", "qwen", "mistral", "mixtral", "gemma", "phi", "deepseek", "falcon", "gpt", "pythia", "opt",
+            "bloom", "olmo", "smollm", "tinyllama", "stable-diffusion", "sdxl", "flux")
+
+
+def model_family(model_id: str) -> str:
+    """The family a model id names (for success rates per family); 'other' when none matches."""
+    name = model_id.lower().rsplit("/", 1)[-1]
+    for family in sorted(FAMILIES, key=len, reverse=True):
+        if family in name:
+            return {"sdxl": "stable-diffusion", "tinyllama": "llama", "mixtral": "mistral"}.get(family, family)
+    return "other"
+
+
 def image_kind(model_id: str, model_type: str | None = None) -> str:
     """'flux' or 'sdxl' for an image task (offers carry only the model id)."""
     if model_type:

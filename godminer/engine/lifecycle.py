@@ -302,6 +302,7 @@ class Lifecycle:
                 self.store.transition(job.task_id, JobState.FAILED, now, f"publishing failed: {exc}")
             else:
                 log.warning("job %s: publishing failed, will retry: %s", job.task_id, exc)
+                self.store.increment("publish_failures")
                 self.store.update(job.task_id, now, plan={**job.plan, "publish_retry_at": now + RETRY_AFTER_S,
                                                           "publish_error": str(exc)})
             return

@@ -129,6 +129,10 @@ class Miner:
             self._demands[job.task_id] = cached
         return cached[1]
 
+    @property
+    def history(self) -> tuple[OwnResult, ...]:
+        return self._history
+
     def refresh_history(self) -> None:
         """Our scored tasks of the last 8 days, for the expected-gain policy."""
         from godminer.scoring import work_score

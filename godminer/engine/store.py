@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Boolean, Float, Integer, String, Text, bindparam, create_engine, event, func, select, update
@@ -63,7 +64,7 @@ class JobRow(Base):
     accepted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     received_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     termination_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
     gpu_ids: Mapped[str] = mapped_column(Text, default="[]")
     box: Mapped[str] = mapped_column(String(64), default="local")
@@ -77,7 +78,7 @@ class JobRow(Base):
     dev_metric: Mapped[float | None] = mapped_column(Float, nullable=True)
     base_metric: Mapped[float | None] = mapped_column(Float, nullable=True)
     plan: Mapped[str] = mapped_column(Text, default="{}")
-    updated_at: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[float] = mapped_column(Float, default=0.0, index=True)
 
 
 class JobEventRow(Base):
@@ -166,12 +167,17 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30} if url.startswith("sqlite") else {}
         )
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        for table in Base.metadata.sorted_tables:  # indexes added after a table existed
+            for index in table.indexes:
+                index.create(self.engine, checkfirst=True)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._insert_offer = OfferRow.__table__.insert()
         jobs = JobRow.__table__
@@ -338,6 +344,35 @@ class Store:
             query = select(JobRow).where(JobRow.finished_at >= since).order_by(JobRow.finished_at)
             return [_to_record(r) for r in s.scalars(query)]
 
+    def jobs_page(self, limit: int, offset: int = 0, state: str | None = None) -> tuple[int, list[JobRecord]]:
+        """One page of jobs, most recently changed first, with the total count."""
+        jobs = JobRow.__table__
+        condition = jobs.c.state == state if state else None
+        with self.engine.connect() as conn:
+            count = select(func.count()).select_from(jobs)
+            query = select(jobs).order_by(jobs.c.updated_at.desc()).limit(limit).offset(offset)
+            if condition is not None:
+                count, query = count.where(condition), query.where(condition)
+            total = int(conn.execute(count).scalar_one())
+            return total, [_record(row) for row in conn.execute(query).mappings()]
+
+    def started_since(self, since: float) -> list[JobRecord]:
+        """Jobs that held GPUs at some point after ``since`` (for the GPU timeline)."""
+        jobs = JobRow.__table__
+        query = select(jobs).where(jobs.c.started_at.is_not(None)).where(
+            (jobs.c.finished_at.is_(None)) | (jobs.c.finished_at >= since)).where(jobs.c.started_at >= since - 86400)
+        with self.engine.connect() as conn:
+            return [_record(row) for row in conn.execute(query).mappings()]
+
+    def finished_counts(self) -> list[tuple[str, str, str, int]]:
+        """(kind, model, state, count) over finished jobs: success rates by type and model family."""
+        jobs = JobRow.__table__
+        query = (select(jobs.c.kind, jobs.c.model, jobs.c.state, func.count())
+                 .where(jobs.c.state.in_([str(JobState.SUBMITTED), str(JobState.FAILED)]))
+                 .group_by(jobs.c.kind, jobs.c.model, jobs.c.state))
+        with self.engine.connect() as conn:
+            return [(k, m, s, int(n)) for k, m, s, n in conn.execute(query)]
+
     def state_counts(self) -> dict[str, int]:
         with self._sessions() as s:
             rows = s.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
@@ -402,6 +437,36 @@ class Store:
             if since is not None:
                 query = query.where(OutcomeRow.created_at >= since)
             return [_row_dict(r) for r in s.scalars(query)]
+
+    def recent_finished_states(self, limit: int) -> list[str]:
+        """States of the most recently finished delivered-or-failed jobs, oldest first."""
+        jobs = JobRow.__table__
+        query = (select(jobs.c.state).where(jobs.c.state.in_([str(JobState.SUBMITTED), str(JobState.FAILED)]))
+                 .order_by(jobs.c.finished_at.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [row[0] for row in conn.execute(query)][::-1]
+
+    def durations(self) -> list[tuple[str, float]]:
+        """(task type, seconds from start-training to submission) of submitted jobs."""
+        jobs = JobRow.__table__
+        query = select(jobs.c.task_type, jobs.c.submitted_at - jobs.c.received_at).where(
+            jobs.c.state == str(JobState.SUBMITTED), jobs.c.received_at.is_not(None), jobs.c.submitted_at.is_not(None))
+        with self.engine.connect() as conn:
+            return [(t, float(d)) for t, d in conn.execute(query)]
+
+    # ----- counters ---------------------------------------------------------------------------
+    def increment(self, name: str) -> None:
+        with self._session() as s:
+            row = s.get(MetaRow, f"counter:{name}")
+            if row is None:
+                s.add(MetaRow(key=f"counter:{name}", value="1"))
+            else:
+                row.value = str(int(row.value) + 1)
+
+    def counter(self, name: str) -> int:
+        with self._sessions() as s:
+            row = s.get(MetaRow, f"counter:{name}")
+            return int(row.value) if row is not None else 0
 
     # ----- alerts ---------------------------------------------------------------------------
     def open_alerts(self) -> list[dict[str, Any]]:

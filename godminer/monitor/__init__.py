@@ -1,0 +1,1 @@
+"""Monitoring: what the dashboard, /metrics and the alerts read, and the alert rules."""
