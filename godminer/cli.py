@@ -282,16 +282,12 @@ def train(request_file: Path, out_dir: Path, hours: float | None, method: str | 
     import subprocess
     import sys
 
-    from godminer.training.run import main as run_main
+    from godminer.executors.base import Launch, training_command
 
     spec = _spec(request_file, out_dir, hours, method)
     spec.save()
-    if gpus > 1:
-        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-                   str(gpus), "-m", "godminer.training", str(out_dir)]
-        code = subprocess.call(command)
-    else:
-        code = run_main([str(out_dir)])
+    # Its own process, as under the miner: the wall-clock watchdog may end it at the deadline.
+    code = subprocess.call(training_command(Launch("train", out_dir.resolve(), tuple(range(gpus))), sys.executable))
     result_file = out_dir / "result.json"
     result = json.loads(result_file.read_text()) if result_file.is_file() else {"status": "no result"}
     click.echo(json.dumps({k: v for k, v in result.items() if k != "traceback"}, indent=2))

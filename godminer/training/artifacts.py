@@ -34,6 +34,16 @@ class ModelSlot:
         meta = current / "godminer.json" if current else None
         return json.loads(meta.read_text()) if meta and meta.is_file() else {}
 
+    def free_bytes(self) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(self.run_dir).free
+
+    def next_version_bytes(self) -> int:
+        """Room the next version needs: 1.5 × the current one (at least 1 GB when there is none yet)."""
+        current = self.current()
+        size = sum(p.stat().st_size for p in current.rglob("*") if p.is_file()) if current else 0
+        return max(int(1.5 * size), 1 << 30)
+
     def staging(self) -> Path:
         """A fresh empty directory to write the next version into."""
         self.versions.mkdir(parents=True, exist_ok=True)

@@ -268,6 +268,10 @@ class BestModelKeeper:
         self.progress.write("baseline", dev_metric=self.baseline, eval_s=round(self.now() - started, 3))
 
     def save(self, step: int, value: float, source: str) -> None:
+        free, needed = self.slot.free_bytes(), self.slot.next_version_bytes()
+        if free < needed:  # keep the current model rather than fail half-way through writing the next
+            self.progress.write("save_skipped", step=step, free_bytes=free, needed_bytes=needed)
+            return
         staged = self.slot.staging()
         self.trainer.save_model(str(staged))
         if self.trainer.is_world_process_zero():

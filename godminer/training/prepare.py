@@ -48,6 +48,11 @@ def apply_overrides(plan: TrainingPlan, overrides: dict[str, Any]) -> TrainingPl
     if overrides.get("gradient_checkpointing"):
         changes["gradient_checkpointing"] = True
         reasons["gradient_checkpointing"] = "on after an out-of-memory error"
+    for name, value in (overrides.get("set") or {}).items():  # values pinned by the operator or a benchmark
+        if name not in TrainingPlan.__dataclass_fields__ or name == "reasons":
+            raise data.DataError(f"unknown plan field {name!r} in overrides")
+        changes[name] = value
+        reasons[name] = "set by the caller"
     if not changes:
         return plan
     return dataclasses.replace(plan, **changes, reasons=reasons)

@@ -98,18 +98,19 @@ def ensure_starting_model(ctx: RunContext) -> None:
     ctx.slot.commit(staged, {"fallback": True})
 
 
-def run_training(run_dir: Path, now: Callable[[], float] = time.time) -> int:
-    """Train the run in ``run_dir``; ``now`` is injectable (tests), the watchdog runs on the real clock only."""
+def run_training(run_dir: Path, now: Callable[[], float] = time.time, watchdog: bool = False) -> int:
+    """Train the run in ``run_dir``; ``now`` is injectable (tests). ``watchdog`` may end the whole process at
+    the deadline, so only the process entry point (``main``) turns it on."""
     from godminer.training.artifacts import ModelSlot
 
     spec = RunSpec.load(run_dir)
-    watchdog = threading.Event()
-    if now is time.time:
-        watchdog = start_watchdog(run_dir, spec.train_until, lambda: ModelSlot(run_dir).current() is not None)
+    done = threading.Event()
+    if watchdog:
+        done = start_watchdog(run_dir, spec.train_until, lambda: ModelSlot(run_dir).current() is not None)
     try:
         return _run(run_dir, spec, now)
     finally:
-        watchdog.set()
+        done.set()
 
 
 def _run(run_dir: Path, spec: RunSpec, now: Callable[[], float]) -> int:
@@ -152,4 +153,4 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.FileHandler(run_dir / "train.log")
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler, logging.StreamHandler(sys.stderr)])
-    return run_training(run_dir)
+    return run_training(run_dir, watchdog=True)
