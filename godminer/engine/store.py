@@ -360,7 +360,7 @@ class Store:
         """Jobs that held GPUs at some point after ``since`` (for the GPU timeline)."""
         jobs = JobRow.__table__
         query = select(jobs).where(jobs.c.started_at.is_not(None)).where(
-            (jobs.c.finished_at.is_(None)) | (jobs.c.finished_at >= since)).where(jobs.c.started_at >= since - 86400)
+            (jobs.c.finished_at.is_(None)) | (jobs.c.finished_at >= since))
         with self.engine.connect() as conn:
             return [_record(row) for row in conn.execute(query).mappings()]
 
