@@ -297,6 +297,37 @@ def train(request_file: Path, out_dir: Path, hours: float | None, method: str | 
 
 
 @main.command()
+@click.option("--days", type=float, default=14.0, show_default=True, help="Days after our hotkey joins.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--policy", type=click.Choice(["godminer", "seed", "reference", "oracle"]), default="godminer",
+              show_default=True)
+@click.option("--gpus", type=int, default=4, show_default=True, help="GPUs of the simulated box (80 GB each).")
+@click.option("--params", "params_file", type=click.Path(path_type=Path, exists=True), default=None,
+              help="Simulation parameters (JSON, SimParams fields).")
+@click.option("--calibrate-from", "store_dir", type=click.Path(path_type=Path), default=None,
+              help="Fit our skill per task kind to the outcomes recorded in this miner's store.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+def simulate(days: float, seed: int, policy: str, gpus: int, params_file: Path | None, store_dir: Path | None,
+             as_json: bool) -> None:
+    """Simulate days of the subnet with this miner's real policy and scheduler (seeded, reproducible)."""
+    from godminer.scoring.calibration import calibrate
+    from godminer.scoring.market import SimParams
+    from godminer.scoring.simulator import Box
+    from godminer.scoring.simulator import simulate as run_simulation
+
+    params = SimParams.load(params_file) if params_file else SimParams()
+    if store_dir is not None:
+        store, _ = _open_store(None, store_dir)
+        params = calibrate(params, store.outcomes())
+    result = run_simulation(days=days, seed=seed, policy=policy, box=Box(gpus=gpus), params=params)
+    if as_json:
+        click.echo(result.to_json())
+        return
+    click.echo(f"{policy}: emission share {result.emission_share:.5f}, {result.wins} wins, {result.failures} failures, "
+               f"{result.accepted} accepted, {result.declined} declined, GPU utilisation {result.gpu_utilisation:.0%}")
+
+
+@main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("./var/demo"), show_default=True)
 def demo(data_dir: Path) -> None:
     """Run the miner in dev mode against a built-in local validator and print what happens."""

@@ -15,7 +15,6 @@ import socket
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -201,8 +200,7 @@ class Lifecycle:
         for j in active:
             if j.state in WAITING:
                 d = job_demand(j, self.settings, memory, prefetch_done=bool(j.plan.get("prefetched")))
-                # Already promised: any useful training beats none, so the minimum is relaxed here.
-                waiting.append(replace(d, min_train_s=min(d.min_train_s, max(60.0, 0.05 * j.hours * 3600))))
+                waiting.append(recovery.promised(d, j.hours))
         placements = plan(self.inventory.gpus(), running, waiting, now, self.settings.estimates.safety_margin_s,
                           self.settings.gpus.max_jobs_per_gpu)
         demands = {d.task_id: d for d in waiting}

@@ -6,8 +6,10 @@ has a model publishes it: retries happen only while there is time to train usefu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from godminer.engine.estimates import JobDemand
 
 # Seconds a training process may outlive its own train_until before the lifecycle ends it.
 HARD_GRACE_S = 60.0
@@ -62,6 +64,12 @@ def stalled(now: float, last_progress: float | None, started_at: float, stall_ti
 def overdue(now: float, train_until: float) -> bool:
     """The process should have stopped by itself: end it and publish what it saved."""
     return now > train_until + HARD_GRACE_S
+
+
+def promised(d: JobDemand, hours: float) -> JobDemand:
+    """An accepted job's demand once it is ours: any useful training beats none, so its minimum drops to
+    5 % of the budget (at least a minute). Past that, the lifecycle publishes the fallback model instead."""
+    return replace(d, min_train_s=min(d.min_train_s, max(60.0, 0.05 * hours * 3600.0)))
 
 
 def must_publish_now(now: float, termination_at: float, upload_s: float, safety_s: float) -> bool:
