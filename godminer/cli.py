@@ -224,14 +224,17 @@ def _load_request(path: Path) -> dict[str, Any]:
     return data
 
 
-def _spec(request_file: Path, run_dir: Path, hours: float | None, method: str | None) -> Any:
+def _spec(request_file: Path, run_dir: Path, hours: float | None, method: str | None, rslora: bool = False,
+          dora: bool = False) -> Any:
     from godminer.engine.fetch import FetchError
     from godminer.training.data import DataError
     from godminer.training.prepare import spec_from_request
 
     try:
-        return spec_from_request(_load_request(request_file), run_dir, time.time(), hours=hours,
-                                 overrides={"method": method} if method else None)
+        overrides: dict[str, Any] = {"use_rslora": rslora, "use_dora": dora}
+        if method:
+            overrides["method"] = method
+        return spec_from_request(_load_request(request_file), run_dir, time.time(), hours=hours, overrides=overrides)
     except (DataError, FetchError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -241,12 +244,14 @@ def _spec(request_file: Path, run_dir: Path, hours: float | None, method: str | 
               help="A start-training payload (JSON); dataset may be a path or URL, model a directory or Hub id.")
 @click.option("--hours", type=float, default=None, help="Override the budget (hours_to_complete).")
 @click.option("--method", type=click.Choice(["full", "lora"]), default=None, help="Force the fine-tuning method.")
+@click.option("--rslora", is_flag=True, help="Rank-stabilised LoRA scaling (alpha / sqrt(r)).")
+@click.option("--dora", is_flag=True, help="Weight-decomposed LoRA (DoRA).")
 @click.option("--gpus", type=int, default=None, help="Plan for this many GPUs instead of the visible ones.")
 @click.option("--gpu-memory", type=float, default=80.0, show_default=True, help="GB per GPU with --gpus.")
 @click.option("--axolotl", "axolotl_dir", type=click.Path(path_type=Path), default=None,
               help="Also export the plan as an axolotl YAML into this directory.")
-def plan(request_file: Path, hours: float | None, method: str | None, gpus: int | None, gpu_memory: float,
-         axolotl_dir: Path | None) -> None:
+def plan(request_file: Path, hours: float | None, method: str | None, rslora: bool, dora: bool, gpus: int | None,
+         gpu_memory: float, axolotl_dir: Path | None) -> None:
     """Print the training plan for a request, with the reason for every value, without training."""
     import tempfile
 
@@ -255,7 +260,7 @@ def plan(request_file: Path, hours: float | None, method: str | None, gpus: int 
     from godminer.training.prepare import make_plan
 
     with tempfile.TemporaryDirectory() as tmp:
-        spec = _spec(request_file, Path(tmp), hours, method)
+        spec = _spec(request_file, Path(tmp), hours, method, rslora, dora)
         hardware = Hardware(n_gpus=gpus, gpu_memory_gb=gpu_memory, bf16=True) if gpus else None
         training_plan = make_plan(spec, hardware)
         click.echo(training_plan.explain())
@@ -276,15 +281,18 @@ def plan(request_file: Path, hours: float | None, method: str | None, gpus: int 
               help="Run directory; the trained model is written to OUT/model.")
 @click.option("--hours", type=float, default=None, help="Override the budget (hours_to_complete).")
 @click.option("--method", type=click.Choice(["full", "lora"]), default=None, help="Force the fine-tuning method.")
+@click.option("--rslora", is_flag=True, help="Rank-stabilised LoRA scaling (alpha / sqrt(r)).")
+@click.option("--dora", is_flag=True, help="Weight-decomposed LoRA (DoRA).")
 @click.option("--gpus", type=int, default=1, show_default=True, help="Processes to launch (accelerate) for N GPUs.")
-def train(request_file: Path, out_dir: Path, hours: float | None, method: str | None, gpus: int) -> None:
+def train(request_file: Path, out_dir: Path, hours: float | None, method: str | None, rslora: bool, dora: bool,
+          gpus: int) -> None:
     """Train one task from a start-training payload."""
     import subprocess
     import sys
 
     from godminer.executors.base import Launch, training_command
 
-    spec = _spec(request_file, out_dir, hours, method)
+    spec = _spec(request_file, out_dir, hours, method, rslora, dora)
     spec.save()
     # Its own process, as under the miner: the wall-clock watchdog may end it at the deadline.
     code = subprocess.call(training_command(Launch("train", out_dir.resolve(), tuple(range(gpus))), sys.executable))

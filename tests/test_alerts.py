@@ -174,3 +174,16 @@ def test_metrics_parse_and_carry_every_family(tmp_path):
     assert any(name == "godminer_job_duration_seconds_bucket" for name, _ in samples)
     assert len([1 for name, _ in samples if name == "godminer_deadline_slack_seconds"]) == 3
     node.close()
+
+
+def test_outcomes_recorded_through_the_api_feed_the_policy(tmp_path):
+    settings = load_settings(**dev_overrides(tmp_path / "var"), monitor={"operator_token": "t"})
+    node = MinerNode(settings, inventory=StaticInventory.uniform(4, 80.0), background=False)
+    [task_id] = populate(node.store, settings.data_dir, time.time(), jobs=1, running=0, curves=0)
+    headers = {"Authorization": "Bearer t"}
+    with TestClient(node.app()) as client:
+        assert client.post(f"/api/jobs/{task_id}/outcome", json={"result": "win"}, headers=headers).status_code == 200
+        assert client.post(f"/api/jobs/{task_id}/outcome", json={"result": "great"}, headers=headers).status_code == 422
+        assert client.post("/api/jobs/nope/outcome", json={"result": "win"}, headers=headers).status_code == 404
+    assert [r.score for r in node.miner.history] == [3.0]
+    node.close()

@@ -4,6 +4,7 @@ bittensor wallet layout."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from substrateinterface import Keypair
@@ -62,9 +63,18 @@ def test_rank_by_incentive():
     assert [graph.rank_of(h) for h in "abc"] == [2, 3, 1] and graph.rank_of("zzz") is None
 
 
+def write_hotkey(wallets: Path, wallet: str, hotkey: str, seed_hex: str) -> Path:
+    """A hotkey file as btcli writes it (JSON with secretSeed)."""
+    path = keys.hotkey_path(wallets, wallet, hotkey)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    address = Keypair.create_from_seed(seed_hex).ss58_address
+    path.write_text(json.dumps({"secretSeed": seed_hex, "ss58Address": address}))
+    return path
+
+
 def test_wallet_layout(tmp_path):
     seed = "0x" + "ab" * 32
-    path = keys.write_hotkey(tmp_path, "miner", "hk1", seed)
+    path = write_hotkey(tmp_path, "miner", "hk1", seed)
     assert path == tmp_path / "miner" / "hotkeys" / "hk1"
     assert keys.load_hotkey(tmp_path, "miner", "hk1").ss58_address == Keypair.create_from_seed(seed).ss58_address
     with pytest.raises(FileNotFoundError):

@@ -83,8 +83,9 @@ def test_plan_and_train_commands(tmp_path):
     plan = run("plan", "--request", request, "--gpus", "4", "--axolotl", str(tmp_path / "ax"))
     assert "learning_rate" in plan and "accelerate launch --multi_gpu --num_processes 4" in plan
     assert (tmp_path / "ax" / "axolotl.yml").is_file()
-    output = run("train", "--request", request, "--out", str(tmp_path / "run"), "--method", "lora")
+    output = run("train", "--request", request, "--out", str(tmp_path / "run"), "--method", "lora", "--rslora")
     assert '"status": "ok"' in output
+    assert json.loads((tmp_path / "run" / "plan.json").read_text())["use_rslora"] is True
     assert (tmp_path / "run" / "model" / "adapter_config.json").is_file()
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2]")

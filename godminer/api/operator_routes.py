@@ -11,11 +11,12 @@ import hmac
 import ipaddress
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
+from pydantic import BaseModel
 
 from godminer.clock import Clock
 from godminer.engine.inventory import Inventory
@@ -27,6 +28,10 @@ from godminer.protocol.metagraph import Metagraph
 from godminer.settings import Settings
 
 STATIC = Path(str(resources.files("godminer.monitor") / "static"))
+
+
+class Outcome(BaseModel):
+    result: Literal["win", "valid", "fail"]
 
 
 def _loopback(host: str | None) -> bool:
@@ -94,6 +99,15 @@ def operator_app(settings: Settings, store: Store, miner: Miner, inventory: Inve
     @app.get("/api/standing")
     async def standing() -> dict[str, Any]:
         return queries.standing(metagraph, miner.hotkey, miner.history, settings, clock.now())
+
+    @app.post("/api/jobs/{task_id}/outcome")
+    async def record_outcome(task_id: str, outcome: Outcome) -> dict[str, str]:
+        """What the validator made of a delivered task; feeds the godminer policy's P(win) and P(fail)."""
+        try:
+            await run_in_threadpool(miner.record_outcome, task_id, outcome.result)
+        except KeyError as exc:
+            raise HTTPException(404, f"no job {task_id}") from exc
+        return {"task_id": task_id, "result": outcome.result}
 
     @app.get("/api/alerts")
     async def alerts() -> dict[str, Any]:

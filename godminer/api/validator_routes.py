@@ -19,7 +19,9 @@ from godminer.api.auth import Authenticator, HttpError
 from godminer.engine.miner import Miner
 from godminer.protocol.payloads import (
     MinerTaskOffer,
+    MinerTaskResponse,
     TournamentType,
+    TrainingRepoResponse,
     TrainRequestGrpo,
     TrainRequestImage,
     TrainRequestText,
@@ -44,7 +46,7 @@ def validator_routes(auth: Authenticator, miner: Miner, tournament: TournamentSe
         payload = parse_body(MinerTaskOffer, body)
         # Decided in the loop from memory (tens of µs); only an acceptance writes to the database.
         decision = miner.decide_offer(payload, validator, route)
-        return JSONResponse({"message": decision.reason, "accepted": decision.accepted})
+        return JSONResponse(MinerTaskResponse(message=decision.reason, accepted=decision.accepted).model_dump())
 
     async def task_offer(request: Request) -> JSONResponse:
         return await offer(request, "text")
@@ -84,7 +86,8 @@ def validator_routes(auth: Authenticator, miner: Miner, tournament: TournamentSe
         except ValueError as exc:
             raise HttpError(422, f"task_type must be 'text' or 'image', not {task_type!r}") from exc
         repo = tournament.text if kind is TournamentType.TEXT else tournament.image
-        return JSONResponse({"github_repo": repo.github_repo, "commit_hash": repo.commit_hash})
+        answer = TrainingRepoResponse(github_repo=repo.github_repo, commit_hash=repo.commit_hash)
+        return JSONResponse(answer.model_dump())
 
     return [
         Route("/task_offer/", task_offer, methods=["POST"]),

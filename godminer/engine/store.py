@@ -339,11 +339,6 @@ class Store:
                 query = query.where(JobRow.state.in_([str(x) for x in states]))
             return [_to_record(r) for r in s.scalars(query)]
 
-    def finished_since(self, since: float) -> list[JobRecord]:
-        with self._sessions() as s:
-            query = select(JobRow).where(JobRow.finished_at >= since).order_by(JobRow.finished_at)
-            return [_to_record(r) for r in s.scalars(query)]
-
     def jobs_page(self, limit: int, offset: int = 0, state: str | None = None) -> tuple[int, list[JobRecord]]:
         """One page of jobs, most recently changed first, with the total count."""
         jobs = JobRow.__table__

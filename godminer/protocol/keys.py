@@ -29,18 +29,5 @@ def load_hotkey(wallets_dir: Path, wallet_name: str, hotkey_name: str) -> Keypai
     return Keypair.create_from_seed(seed)
 
 
-def write_hotkey(wallets_dir: Path, wallet_name: str, hotkey_name: str, seed_hex: str) -> Path:
-    """Write a hotkey file in the bittensor layout (used by tests and `godminer doctor`)."""
-    keypair = Keypair.create_from_seed(seed_hex)
-    path = hotkey_path(wallets_dir, wallet_name, hotkey_name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "secretSeed": seed_hex if seed_hex.startswith("0x") else "0x" + seed_hex,
-        "ss58Address": keypair.ss58_address,
-        "publicKey": "0x" + keypair.public_key.hex(),
-    }))
-    return path
-
-
 def dev_keypair(uri: str) -> Keypair:
     return Keypair.create_from_uri(uri)

@@ -305,10 +305,6 @@ def _dev_size(rows: int, multiple: int) -> int:
     return dev_size_for(rows, multiple)
 
 
-def with_deadline(plan: TrainingPlan, train_until: float) -> TrainingPlan:
-    return replace(plan, train_until=train_until)
-
-
 def load_model_facts(model: str, params_b: float | None = None) -> ModelFacts:
     """Facts from a local model directory's config.json, or the Hub's (small download); name as a fallback."""
     local = Path(model)

@@ -7,6 +7,8 @@ rewards: the weighted mean reward of sampled completions, less 0.5 × the KL to 
 
 from __future__ import annotations
 
+import logging
+
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
@@ -22,8 +24,9 @@ from godminer.training.common import (
     trainer_arguments,
     with_lora,
 )
-from godminer.training.rewards import SandboxedRewards, load_specs
+from godminer.training.rewards import SandboxedRewards, column_args, load_specs
 
+log = logging.getLogger(__name__)
 KL_PENALTY = 0.5  # the evaluator's BETA_GRPO from late 2025 (training.md §1)
 EVAL_GENERATIONS = 2  # the evaluator samples two completions per prompt
 DEV_PROMPTS = 8
@@ -50,6 +53,10 @@ def run(ctx: RunContext) -> RunResult:
     specs = load_specs([f.model_dump() for f in dataset_type.reward_functions or []])
     if not specs:
         raise data.DataError("a GRPO task needs at least one reward function")
+    for spec in specs:  # a missing column makes every call of that function fail: say so at the start
+        missing = [c for c in column_args(spec) if c not in rows[0]]
+        if missing:
+            log.warning("reward function %s takes %s, which the dataset does not have", spec.name, missing)
     with SandboxedRewards(specs) as rewards:
         # 3. Model and trainer: generations per prompt a multiple of the batch, the request's weights.
         model = with_lora(load_model(spec.model_path, plan), plan)
