@@ -53,10 +53,10 @@ def run(ctx: RunContext) -> RunResult:
     specs = load_specs([f.model_dump() for f in dataset_type.reward_functions or []])
     if not specs:
         raise data.DataError("a GRPO task needs at least one reward function")
-    for spec in specs:  # a missing column makes every call of that function fail: say so at the start
-        missing = [c for c in column_args(spec) if c not in rows[0]]
+    for reward in specs:  # a missing column makes every call of that function fail: say so at the start
+        missing = [c for c in column_args(reward) if c not in rows[0]]
         if missing:
-            log.warning("reward function %s takes %s, which the dataset does not have", spec.name, missing)
+            log.warning("reward function %s takes %s, which the dataset does not have", reward.name, missing)
     with SandboxedRewards(specs) as rewards:
         # 3. Model and trainer: generations per prompt a multiple of the batch, the request's weights.
         model = with_lora(load_model(spec.model_path, plan), plan)
