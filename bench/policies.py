@@ -54,33 +54,44 @@ def one_run(job):
 
 def summary(runs):
     shares = [r["emission_share"] for r in runs]
+    kept = [r["emission_share"] for r in runs if r["cut_off_day"] is None]
     return {
         "mean": statistics.mean(shares), "std": statistics.pstdev(shares), "min": min(shares), "max": max(shares),
         **{k: statistics.mean(r[k] for r in runs) for k in ("wins", "failures", "accepted", "gpu_utilisation",
                                                             "seconds")},
-        "cut_off": sum(1 for r in runs if r["cut_off_day"] is not None),
+        "cut_off": len(runs) - len(kept),
+        "kept_mean": statistics.mean(kept) if kept else 0.0,
     }
 
 
 def table(rows):
     head = ("| policy | emission share mean | std | min | max | wins | failures | accepted | GPU util. | cut off | "
-            "s/run |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "share when not cut off | s/run |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = [
         f"| {name} | {s['mean']:.4f} | {s['std']:.4f} | {s['min']:.4f} | {s['max']:.4f} | {s['wins']:.1f} | "
         f"{s['failures']:.1f} | {s['accepted']:.1f} | {s['gpu_utilisation']:.2f} | {s['cut_off']} | "
-        f"{s['seconds']:.1f} |"
+        f"{s['kept_mean']:.4f} | {s['seconds']:.1f} |"
         for name, s in rows.items()
     ]
     return head + "\n".join(lines) + "\n"
 
 
-def ratios(rows):
-    """godminer's mean emission share over seed's and over the oracle's."""
-    return [
+def ratios(rows, by_policy):
+    """godminer's mean emission share over seed's and over the oracle's; and over the oracle's on the seeds where
+    godminer kept its offers (the cut-off is a draw of the first scored tasks, which only the oracle foresees)."""
+    lines = [
         f"godminer / {other}: {rows['godminer']['mean'] / rows[other]['mean']:.3f} (ratio of mean emission shares)"
         for other in ("seed", "oracle")
         if "godminer" in rows and other in rows and rows[other]["mean"] > 0
     ]
+    if "godminer" in by_policy and "oracle" in by_policy:
+        kept = {r["seed"] for r in by_policy["godminer"] if r["cut_off_day"] is None}
+        ours = [r["emission_share"] for r in by_policy["godminer"] if r["seed"] in kept]
+        best = [r["emission_share"] for r in by_policy["oracle"] if r["seed"] in kept]
+        if kept and sum(best) > 0:
+            lines.append(f"godminer / oracle on the {len(kept)} seeds where godminer was not cut off: "
+                         f"{sum(ours) / sum(best):.3f}")
+    return lines
 
 
 def plot(by_policy, days, path):
@@ -128,7 +139,7 @@ def main():
     rows = {p: summary(runs) for p, runs in by_policy.items()}
 
     text = table(rows)
-    ratio_lines = ratios(rows)
+    ratio_lines = ratios(rows, by_policy)
     print(text)
     for line in ratio_lines:
         print(line)

@@ -47,9 +47,20 @@ PAGE_STATE = """(() => {
     successCells: all("#success tbody td.cell[title]", (td) => td.title),
     offerBars: all("#offers .stack", (s) => s.getAttribute("aria-label")),
     offers: document.getElementById("offers").textContent,
+    reasons: all("#offers ul.reasons li", (li) => ({count: Number(li.querySelector(".count").textContent),
+                                                    group: li.querySelector(".reason").textContent,
+                                                    example: li.querySelector(".reason").title})),
     standingRows: document.querySelectorAll("#standing tbody tr").length,
   };
 })()"""
+
+
+
+def reason_group(reason: str) -> str:
+    """How the page groups decline reasons: the part before a colon, with ids and numbers masked."""
+    head = re.sub(r"\b(?=[0-9a-f]*\d)[0-9a-f]{8,}\b", "…", reason.split(": ")[0])
+    return re.sub(r"[-+]?\d+(?:\.\d+)?", "…", head)
+
 
 DETAIL_STATE = """(() => {
   const loss = document.querySelector("#loss-chart path.series.raw");
@@ -134,7 +145,13 @@ def test_dashboard_renders_every_panel_in_headless_chromium(populated: tuple[Min
         offers = queries.offers(store, 200)
         assert sorted(page["offerBars"]) == sorted(f"{t}: {c['accepted']} accepted, {c['declined']} declined"
                                                    for t, c in offers["counts"].items())
-        assert all(o["reason"] in page["offers"] for o in offers["recent"] if not o["accepted"])
+        declined = [o["reason"] for o in offers["recent"] if not o["accepted"]]
+        groups = {r["group"]: r for r in page["reasons"]}
+        assert sum(r["count"] for r in page["reasons"]) == len(declined) and len(groups) == len(page["reasons"])
+        for reason in declined:  # each decline is counted under its reason with the ids and figures masked
+            group = groups[reason_group(reason)]
+            assert reason_group(group["example"]) == group["group"] and group["example"] in declined
+        assert len(groups) < len(set(declined))  # reasons that differ only by a job id are counted together
         assert page["standingRows"] == len(queries.standing(node.metagraph, node.miner.hotkey, node.miner.history,
                                                             node.settings, time.time())["groups"])
 

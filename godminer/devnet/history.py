@@ -61,7 +61,8 @@ def populate(store: Store, data_dir: Path, now: float, jobs: int = 40, running: 
         store.record_offer(task_id=str(uuid.uuid4()), validator_hotkey="5Validator", task_type=task_type, kind=kind,
                            model=model, params_b=params, hours=10.0, ds_size=100000, accepted=False,
                            reason=rng.choice(["cannot train the minimum 120 min before the deadline",
-                                              "not worth the GPU time now", "this miner has no trainer for sdxl jobs"]),
+                                              "not worth the GPU time now",
+                                              f"would make job {task_ids[j][:8]} miss its deadline"]),
                            policy="godminer", received_at=now - j * 3000.0, latency_us=45.0)
     store.flush()
     alert = store.fire_alert("low_disk", "", "41 GB free (minimum 50 GB)", 41.0, now - 3600)

@@ -648,6 +648,14 @@ function renderSuccess() {
   </table>`);
 }
 
+// Decline reasons carry ids and figures ("would make job 1a2b3c4d miss its deadline", "gain -0.0012 = ...");
+// they are counted by what stays when the details after a colon, the ids and the numbers are masked.
+function reasonGroup(reason) {
+  return reason.split(": ")[0]
+    .replace(/\b(?=[0-9a-f]*\d)[0-9a-f]{8,}\b/g, "…")
+    .replace(/[-+]?\d+(?:\.\d+)?/g, "…");
+}
+
 function renderOffers() {
   const { counts, recent } = data.offers;
   const types = Object.entries(counts).sort(([a], [b]) => a.localeCompare(b));
@@ -655,10 +663,11 @@ function renderOffers() {
   const declined = recent.filter((o) => !o.accepted);
   const reasons = new Map();
   for (const o of declined) {
-    const r = reasons.get(o.reason) ?? { reason: o.reason, count: 0, last: 0 };
+    const key = reasonGroup(o.reason);
+    const r = reasons.get(key) ?? { reason: key, example: o.reason, count: 0, last: 0 };
     r.count += 1;
-    r.last = Math.max(r.last, o.received_at);
-    reasons.set(o.reason, r);
+    if (o.received_at >= r.last) [r.last, r.example] = [o.received_at, o.reason];
+    reasons.set(key, r);
   }
   const ranked = [...reasons.values()].sort((a, b) => b.count - a.count);
   const bars = types.map(([type, c]) => {
@@ -674,7 +683,7 @@ function renderOffers() {
       : empty("No offers yet.")}
     <h3>Why offers were declined <small>last ${recent.length} offers</small></h3>
     ${ranked.length ? html`<ul class="reasons">${ranked.map((r) => html`<li><span class="count">${r.count}</span>
-      <span class="reason">${r.reason}</span><span class="muted nowrap">${fmtAgo(r.last)}</span></li>`)}</ul>` : empty("None declined.")}
+      <span class="reason" title="${r.example}">${r.reason}</span><span class="muted nowrap">${fmtAgo(r.last)}</span></li>`)}</ul>` : empty("None declined.")}
     ${declined.length ? html`<h3>Latest declines</h3><table class="compact"><caption class="sr-only">Latest declined offers</caption>
       <thead><tr><th scope="col">When</th><th scope="col">Type</th><th scope="col">Model</th><th scope="col">Reason</th></tr></thead>
       <tbody>${declined.slice(0, 5).map((o) => html`<tr><td class="nowrap muted">${fmtAgo(o.received_at)}</td>
