@@ -69,8 +69,7 @@ def run_demo(data_dir: Path) -> int:
     node.close()
     print(_table(tasks, declined))
     print(f"\ndemo finished in {time.time() - started:.0f} s; store and job folders in {settings.data_dir}")
-    ok = all(t.accepted and t.hash_check == "ok" and _improved(t) for t in tasks)
-    return 0 if ok else 1
+    return 0 if all(_passed(t) for t in tasks) else 1
 
 
 def _fresh(data_dir: Path) -> Path:
@@ -116,6 +115,14 @@ def _improved(task: Task) -> bool:
     if task.metric is None or task.base_metric is None:
         return False
     return task.metric < task.base_metric if LOWER_IS_BETTER[task.kind] else task.metric > task.base_metric
+
+
+def _passed(task: Task) -> bool:
+    """Accepted, submitted, the validator's hash check passed and the model evaluated; the losses (deterministic
+    for a given model) beat the base. GRPO's reward is sampled and its job gets a dozen steps of a shared CPU
+    here, so it is reported, not required: tests/test_training.py checks that GRPO training raises it."""
+    delivered = task.accepted and task.hash_check == "ok" and task.metric is not None
+    return delivered and (task.kind == "grpo" or _improved(task))
 
 
 def _table(tasks: list[Task], declined: list[tuple[str, str, str]]) -> str:
