@@ -55,7 +55,6 @@ PAGE_STATE = """(() => {
 })()"""
 
 
-
 def reason_group(reason: str) -> str:
     """How the page groups decline reasons: the part before a colon, with ids and numbers masked."""
     head = re.sub(r"\b(?=[0-9a-f]*\d)[0-9a-f]{8,}\b", "…", reason.split(": ")[0])
